@@ -20,12 +20,9 @@ from perflab import env, params, results
 
 
 def repo_root(start: Path | None = None) -> Path:
-    """The kit's top folder: the nearest parent holding notebooks/ and helpers/."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "notebooks").is_dir() and (folder / "helpers").is_dir():
-            return folder
-    return Path(__file__).resolve().parents[2]
+    """The kit's top folder: the nearest parent of ``start`` holding notebooks/ and helpers/,
+    else the checkout this package was installed from."""
+    return results.kit_root(start) or Path(__file__).resolve().parents[2]
 
 
 def notebooks(root: Path) -> list[Path]:
@@ -73,7 +70,7 @@ def run(notebook: Path, out_dir: Path, parameters: dict[str, Any], profile: str,
     if save_reference and profile != "full":
         raise SystemExit("--save-reference needs the full profile: reference records come from full runs.")
     os.environ[params.PROFILE_VAR] = profile
-    os.environ[results.RESULTS_DIR_VAR] = str(Path(os.environ.get(results.RESULTS_DIR_VAR, "results")).resolve())
+    os.environ[results.RESULTS_DIR_VAR] = str(results.results_dir().resolve())
     if save_reference:
         os.environ[results.SAVE_REFERENCE_VAR] = "1"
     out_dir.mkdir(parents=True, exist_ok=True)

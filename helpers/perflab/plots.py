@@ -10,6 +10,7 @@ Taught in: notebooks/ch03_os_containers/03_03_pinned_memory.ipynb
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any, Iterable, Sequence
 
 LINE_STYLES = ("-", "--", "-.", ":")
@@ -139,7 +140,7 @@ def grouped_bars(
             ax.errorbar([b.get_x() + b.get_width() / 2 for b in bars],
                         values, yerr=[lo, hi], fmt="none", ecolor="0.2", capsize=3, lw=1)
         ax.bar_label(bars, fmt="%.3g", fontsize=8, padding=2)
-    ax.set_xticks(xs, list(groups))
+    ax.set_xticks(xs, [textwrap.fill(name, 16) for name in groups])
     ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")

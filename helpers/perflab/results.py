@@ -73,9 +73,20 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"Cannot store {type(value).__name__} in a record.")
 
 
+def kit_root(start: Path | None = None) -> Path | None:
+    """The kit's top folder (holding notebooks/ and helpers/) at or above ``start``, if any."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "notebooks").is_dir() and (folder / "helpers").is_dir():
+            return folder
+    return None
+
+
 def results_dir() -> Path:
-    """Where records are saved: $PERFLAB_RESULTS_DIR or ./results."""
-    return Path(os.environ.get(RESULTS_DIR_VAR, "results"))
+    """Where records are saved: $PERFLAB_RESULTS_DIR, else results/ at the kit's top, else ./results."""
+    if RESULTS_DIR_VAR in os.environ:
+        return Path(os.environ[RESULTS_DIR_VAR])
+    return (kit_root() or Path.cwd()) / "results"
 
 
 def reference_dir() -> Path:
