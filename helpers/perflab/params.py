@@ -125,12 +125,13 @@ def check(
         problem = rule.problem(namespace[name])
         if problem:
             raise _complain(name, namespace[name], problem)
+    for name, value in smoke.items():
+        problem = spec[name].problem(value)
+        if problem:
+            raise _complain(name, value, problem + " (smoke value)")
     active = profile()
     if active == "smoke":
         for name, value in smoke.items():
-            problem = spec[name].problem(value)
-            if problem:
-                raise _complain(name, value, problem + " (smoke value)")
             if namespace[name] != value:
                 print(f"smoke profile: {name} = {namespace[name]!r} -> {value!r}")
                 namespace[name] = value

@@ -27,10 +27,10 @@ _STYLE = {
 
 
 def size_label(nbytes: float) -> str:
-    """4096 -> "4 KiB", 2**30 -> "1 GiB" (binary units, three significant digits)."""
+    """4096 -> "4 KiB", 2**30 -> "1 GiB" (binary units, up to four significant digits)."""
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if nbytes >= scale:
-            return f"{nbytes / scale:.3g} {unit}"
+            return f"{nbytes / scale:.4g} {unit}"
     return f"{nbytes:g} B"
 
 

@@ -66,9 +66,7 @@ class Record:
 
 
 def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):  # NumPy and torch scalars
-        return value.item()
-    if hasattr(value, "tolist"):
+    if hasattr(value, "tolist"):  # NumPy and torch scalars and arrays
         return value.tolist()
     raise TypeError(f"Cannot store {type(value).__name__} in a record.")
 
@@ -131,8 +129,11 @@ def save(rec: Record, root: Path | None = None) -> Path:
     """Write ``rec`` as JSON under ``<root>/<experiment>/`` and return the path."""
     folder = (root or results_dir()) / rec.experiment
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = rec.created.replace(":", "").replace("+0000", "Z")
-    path = folder / f"{stamp}-{rec.fingerprint.get('id', 'unknown')}.json"
+    stem = f"{rec.created.replace(':', '')}-{rec.fingerprint.get('id', 'unknown')}"
+    path, copy = folder / f"{stem}.json", 1
+    while path.exists():  # two records in one second: keep both
+        copy += 1
+        path = folder / f"{stem}-{copy}.json"
     path.write_text(rec.to_json())
     return path
 
