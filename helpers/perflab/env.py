@@ -42,13 +42,6 @@ class Gpu:
     pcie_width: int | None = None  # the link's maximum width (lanes)
     numa_node: int | None = None
 
-    @property
-    def pcie_GBps(self) -> float | None:
-        """Raw PCIe link rate per direction in GB/s (10^9 B/s), or None if unknown."""
-        if self.pcie_gen is None or self.pcie_width is None:
-            return None
-        return pcie_link_GBps(self.pcie_gen, self.pcie_width)
-
 
 @dataclass(frozen=True)
 class Machine:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Literal
@@ -146,8 +147,6 @@ def _unit(ms: float) -> tuple[str, float]:
 
 def _sync_if_cuda() -> None:
     """Wait for the GPU if this process has started using one."""
-    import sys
-
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
