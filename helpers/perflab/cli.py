@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from perflab import env, params, results
+from perflab import env, params, results, system
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -38,7 +38,9 @@ def notebook_meta(path: Path) -> dict[str, Any]:
 
 def doctor(root: Path) -> str:
     """The machine's banner and, per notebook, live or reference mode with the reason."""
-    lines = [env.banner(), "", f"{'notebook':62} {'mode':9} {'min':>3}  why"]
+    lines = [env.banner(), ""]
+    lines += [f"{setting:32} {value}" for setting, value in system.summary()]
+    lines += ["", f"{'notebook':62} {'mode':9} {'min':>3}  why"]
     for path in notebooks(root):
         meta = notebook_meta(path)
         mode = env.requirement_mode(meta.get("requires", {}))
