@@ -9,8 +9,13 @@ TORCH  ?= torch==2.13.0
 PYTHON ?= $(if $(wildcard $(PY)),$(PY),python3)
 NBVAL  := --nbval-lax --nbval-current-env
 # Notebooks that need a GPU and ship reference records measured by `make reference`.
-REFERENCE_NOTEBOOKS := notebooks/ch03_os_containers/03_03_pinned_memory.ipynb \
-                       labs/solutions/lab_03_03_overlap_input_copies__SOLUTION.ipynb
+REFERENCE_NOTEBOOKS := notebooks/ch03_os_containers/03_01_gpu_software_stack.ipynb \
+                       notebooks/ch03_os_containers/03_02_numa_cpu_affinity.ipynb \
+                       notebooks/ch03_os_containers/03_03_pinned_memory.ipynb \
+                       notebooks/ch03_os_containers/03_05_mps_gpu_sharing.ipynb \
+                       labs/solutions/lab_03_02_pin_input_workers__SOLUTION.ipynb \
+                       labs/solutions/lab_03_03_overlap_input_copies__SOLUTION.ipynb \
+                       labs/solutions/lab_03_05_share_gpu_with_mps__SOLUTION.ipynb
 WIDGETS := "ipywidgets>=8.1,<8.2" "jupyterlab_widgets>=3.0.10,<3.1"
 
 .PHONY: lab test gpu-test reference doctor student wheelhouse offline-install clean
