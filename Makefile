@@ -56,11 +56,11 @@ student: $(VENV)/.installed
 wheelhouse:
 	python3 -m pip download --only-binary=:all: --python-version 3.12 --implementation cp \
 	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-	  -d wheelhouse nbval papermill ipykernel nbformat tqdm nvidia-ml-py setuptools $(WIDGETS)
+	  -d wheelhouse nbval papermill ipykernel nbformat tqdm nvidia-ml-py kubernetes-validate setuptools $(WIDGETS)
 
 ## offline-install: on that machine, install from ./wheelhouse next to its own torch
 offline-install:
-	$(PYTHON) -m pip install --quiet --no-index --find-links wheelhouse nbval papermill ipykernel nbformat $(WIDGETS)
+	$(PYTHON) -m pip install --quiet --no-index --find-links wheelhouse nbval papermill ipykernel nbformat kubernetes-validate $(WIDGETS)
 	$(PYTHON) -m pip install --quiet --no-index --find-links wheelhouse --no-deps -e .
 
 clean:
