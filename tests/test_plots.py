@@ -64,3 +64,24 @@ def test_grouped_bars():
     assert [b.get_label() for b in bars] == ["pageable", "pinned"]
     assert [[p.get_height() for p in b] for b in bars] == [[1.0, 3.0], [2.0, 6.0]]
     assert SOURCE in ax.get_title() and ax.get_yscale() == "log"
+
+
+def test_timeline_draws_one_bar_per_span_in_lane_order():
+    spans = [
+        {"lane": "SM 0", "start_us": 0.0, "end_us": 5.0, "kind": "static"},
+        {"lane": "SM 1", "start_us": 1.0, "end_us": 2.0, "kind": "static"},
+        {"lane": "SM 0", "start_us": 6.0, "end_us": 9.0, "kind": "dynamic"},
+    ]
+    ax = plots.timeline(spans, title="per-SM work", source=SOURCE, color_by="kind")
+    boxes = [p.get_paths() for c in ax.collections for p in [c]]
+    assert sum(len(b) for b in boxes) == 3
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["SM 0", "SM 1"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["static", "dynamic"]
+    assert SOURCE in ax.get_title()
+
+
+def test_timeline_thins_labels_for_many_lanes():
+    spans = [{"lane": f"SM {i}", "start_us": 0, "end_us": i + 1} for i in range(132)]
+    ax = plots.timeline(spans, title="t", source=SOURCE)
+    assert len(ax.get_yticks()) <= 22
+    assert ax.get_legend() is None

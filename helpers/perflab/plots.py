@@ -147,3 +147,53 @@ def grouped_bars(
     ax.legend(fontsize=9)
     _title(ax, title, source)
     return ax
+
+
+def timeline(
+    spans: Sequence[dict[str, Any]],
+    *,
+    title: str,
+    source: str,
+    lane: str = "lane",
+    start: str = "start_us",
+    end: str = "end_us",
+    color_by: str | None = None,
+    xlabel: str = "time (µs)",
+    ax=None,
+):
+    """A Gantt chart: one horizontal bar per span, one row per lane.
+
+    Each span is a dict with ``lane``, ``start`` and ``end`` (same unit, e.g.
+    µs from a common origin such as the first event). Lanes appear in the
+    order first seen; ``color_by`` names a field that picks the bar colour
+    (one legend entry per value). With hundreds of lanes (e.g. one per SM)
+    the lane labels are thinned to about twenty.
+    """
+    import matplotlib.pyplot as plt
+
+    ax = _new_axes(ax)
+    lanes = list(dict.fromkeys(str(s[lane]) for s in spans))
+    row_of = {name: i for i, name in enumerate(lanes)}
+    kinds = list(dict.fromkeys(str(s[color_by]) for s in spans)) if color_by else ["span"]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, kind in enumerate(kinds):
+        colour = colours[k % len(colours)]
+        bars: dict[int, list[tuple[float, float]]] = {}
+        for s in spans:
+            if not color_by or str(s[color_by]) == kind:
+                bars.setdefault(row_of[str(s[lane])], []).append((s[start], s[end] - s[start]))
+        for row, xranges in bars.items():
+            ax.broken_barh(xranges, (row - 0.4, 0.8), facecolors=colour, edgecolor="none")
+        if color_by:
+            ax.barh([], [], color=colour, label=kind)
+    step = max(1, len(lanes) // 20)
+    ax.set_yticks(range(0, len(lanes), step), lanes[::step], fontsize=8 if step > 1 else 9)
+    ax.set_ylim(len(lanes) - 0.5, -0.5)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(lane)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.grid(False, axis="y")
+    if color_by:
+        ax.legend(fontsize=9, loc="upper right")
+    _title(ax, title, source)
+    return ax
