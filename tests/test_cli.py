@@ -73,3 +73,33 @@ def test_run_missing_notebook_returns_2(tmp_path, monkeypatch, capsys):
 def test_student_check_command(monkeypatch):
     monkeypatch.chdir(ROOT / "labs")
     assert cli.main(["student", "--check"]) == 0
+
+
+def _fake_papermill(monkeypatch, failing: set[str]):
+    """Replace cli.run with a stand-in that fails for the named notebooks."""
+    import papermill
+
+    ran = []
+
+    def fake_run(notebook, out_dir, parameters, profile, save_reference, timeout_s):
+        ran.append(notebook.name)
+        if notebook.name in failing:
+            raise papermill.PapermillExecutionError(2, 3, "boom", "ValueError", "bad value", [])
+        return out_dir / notebook.name
+
+    monkeypatch.setattr(cli, "run", fake_run)
+    return ran
+
+
+@pytest.mark.parametrize("keep_going, expected_runs", [(False, ["a.ipynb"]), (True, ["a.ipynb", "b.ipynb"])])
+def test_run_stops_at_a_failure_unless_keep_going(tmp_path, monkeypatch, capsys, keep_going, expected_runs):
+    for name in ("a.ipynb", "b.ipynb"):
+        (tmp_path / name).write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    ran = _fake_papermill(monkeypatch, failing={"a.ipynb"})
+    argv = ["run", "a.ipynb", "b.ipynb"] + (["--keep-going"] if keep_going else [])
+    assert cli.main(argv) == 1
+    assert ran == expected_runs
+    err = capsys.readouterr().err
+    assert "a.ipynb stopped in cell 3: ValueError: bad value" in err
+    assert ("1 of 2 notebooks failed: a.ipynb" in err) == keep_going

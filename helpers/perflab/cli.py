@@ -2,7 +2,7 @@
 
     perflab doctor                 what this machine is, and for each notebook
                                    whether it runs live here or shows reference data
-    perflab run NOTEBOOK... [-p NAME VALUE ...] [--profile full|smoke] [--save-reference]
+    perflab run NOTEBOOK... [-p NAME VALUE ...] [--profile full|smoke] [--save-reference] [--keep-going]
                                    execute notebooks headless with papermill
     perflab student [--check]      write (or check) the labs' student copies
 """
@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="also write the records as the kit's reference records (full profile only)")
     p_run.add_argument("--out", type=Path, default=Path("runs"), help="folder for the executed notebook")
     p_run.add_argument("--timeout", type=int, default=1800, help="per-cell time limit in seconds")
+    p_run.add_argument("--keep-going", action="store_true",
+                       help="run the remaining notebooks after one fails; list every failure at the end")
     p_student = sub.add_parser("student", help="generate the labs' student copies from the solutions")
     p_student.add_argument("--check", action="store_true", help="only report copies that are out of date")
     args = parser.parse_args(argv)
@@ -132,13 +134,20 @@ def main(argv: list[str] | None = None) -> int:
         import papermill
 
         values = {name: parse_value(value) for name, value in args.parameter}
+        failed = []
         for notebook in args.notebooks:
             try:
                 output = run(notebook, args.out, values, args.profile, args.save_reference, args.timeout)
             except papermill.PapermillExecutionError as err:
                 print(f"perflab run: {notebook} stopped in cell {err.exec_count}: {err.ename}: {err.evalue}",
                       file=sys.stderr)
-                return 1
+                failed.append(str(notebook))
+                if not args.keep_going:
+                    return 1
+                continue
             print(f"executed notebook: {output}")
-        return 0
+        if failed:
+            print(f"perflab run: {len(failed)} of {len(args.notebooks)} notebooks failed: {', '.join(failed)}",
+                  file=sys.stderr)
+        return 1 if failed else 0
     return student(root, args.check)
