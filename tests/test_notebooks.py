@@ -97,3 +97,14 @@ def test_gpu_notebooks_are_in_the_reference_target():
         is_source = path.parent.name != "labs"  # lessons and solutions; student copies are generated
         if meta["requires"]["gpus"] > 0 and is_source:
             assert _name(path) in makefile, f"{_name(path)} needs a GPU: list it in REFERENCE_NOTEBOOKS"
+
+
+MARKDOWN_LINK = re.compile(r"\]\(([^)\s#]+\.ipynb)(?:#[^)]*)?\)")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + [ROOT / "README.md"], ids=_name)
+def test_links_to_notebooks_resolve(path):
+    text = path.read_text() if path.suffix == ".md" else "\n".join(_source(c) for c in _cells(path, "markdown"))
+    for target in MARKDOWN_LINK.findall(text):
+        if "://" not in target:
+            assert (path.parent / target).resolve().exists(), f"broken link to {target}"
