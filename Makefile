@@ -13,9 +13,16 @@ REFERENCE_NOTEBOOKS := notebooks/ch03_os_containers/03_01_gpu_software_stack.ipy
                        notebooks/ch03_os_containers/03_02_numa_cpu_affinity.ipynb \
                        notebooks/ch03_os_containers/03_03_pinned_memory.ipynb \
                        notebooks/ch03_os_containers/03_05_mps_gpu_sharing.ipynb \
+                       notebooks/ch12_orchestration/12_01_atomic_work_queues.ipynb \
+                       notebooks/ch12_orchestration/12_02_cuda_graphs.ipynb \
+                       notebooks/ch12_orchestration/12_03_graph_update_and_pools.ipynb \
+                       notebooks/ch12_orchestration/12_04_conditional_nodes_device_launch.ipynb \
+                       notebooks/ch12_orchestration/12_05_dynamic_parallelism.ipynb \
                        labs/solutions/lab_03_02_pin_input_workers__SOLUTION.ipynb \
                        labs/solutions/lab_03_03_overlap_input_copies__SOLUTION.ipynb \
-                       labs/solutions/lab_03_05_share_gpu_with_mps__SOLUTION.ipynb
+                       labs/solutions/lab_03_05_share_gpu_with_mps__SOLUTION.ipynb \
+                       labs/solutions/lab_12_01_balance_uneven_work__SOLUTION.ipynb \
+                       labs/solutions/lab_12_02_capture_a_step__SOLUTION.ipynb
 WIDGETS := "ipywidgets>=8.1,<8.2" "jupyterlab_widgets>=3.0.10,<3.1"
 
 .PHONY: lab test gpu-test reference doctor student wheelhouse offline-install clean

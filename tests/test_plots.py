@@ -76,7 +76,12 @@ def test_timeline_draws_one_bar_per_span_in_lane_order():
     boxes = [p.get_paths() for c in ax.collections for p in [c]]
     assert sum(len(b) for b in boxes) == 3
     assert [t.get_text() for t in ax.get_yticklabels()] == ["SM 0", "SM 1"]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["static", "dynamic"]
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["static", "dynamic"]
+    bar_colours = [tuple(c.get_facecolor()[0]) for c in ax.collections]
+    legend_colours = [tuple(h.get_facecolor()) for h in legend.legend_handles]
+    assert legend_colours[0] != legend_colours[1]
+    assert set(legend_colours) == set(bar_colours)
     assert SOURCE in ax.get_title()
 
 

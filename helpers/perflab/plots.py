@@ -170,12 +170,14 @@ def timeline(
     the lane labels are thinned to about twenty.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     ax = _new_axes(ax)
     lanes = list(dict.fromkeys(str(s[lane]) for s in spans))
     row_of = {name: i for i, name in enumerate(lanes)}
     kinds = list(dict.fromkeys(str(s[color_by]) for s in spans)) if color_by else ["span"]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    handles = []
     for k, kind in enumerate(kinds):
         colour = colours[k % len(colours)]
         bars: dict[int, list[tuple[float, float]]] = {}
@@ -184,8 +186,7 @@ def timeline(
                 bars.setdefault(row_of[str(s[lane])], []).append((s[start], s[end] - s[start]))
         for row, xranges in bars.items():
             ax.broken_barh(xranges, (row - 0.4, 0.8), facecolors=colour, edgecolor="none")
-        if color_by:
-            ax.barh([], [], color=colour, label=kind)
+        handles.append(Patch(color=colour, label=kind))
     step = max(1, len(lanes) // 20)
     ax.set_yticks(range(0, len(lanes), step), lanes[::step], fontsize=8 if step > 1 else 9)
     ax.set_ylim(len(lanes) - 0.5, -0.5)
@@ -194,6 +195,6 @@ def timeline(
     ax.grid(True, axis="x", alpha=0.3)
     ax.grid(False, axis="y")
     if color_by:
-        ax.legend(fontsize=9, loc="upper right")
+        ax.legend(handles=handles, fontsize=9, loc="upper right")
     _title(ax, title, source)
     return ax
