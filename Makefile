@@ -18,6 +18,8 @@ REFERENCE_NOTEBOOKS := notebooks/ch03_os_containers/03_01_gpu_software_stack.ipy
                        notebooks/ch12_orchestration/12_03_graph_update_and_pools.ipynb \
                        notebooks/ch12_orchestration/12_04_conditional_nodes_device_launch.ipynb \
                        notebooks/ch12_orchestration/12_05_dynamic_parallelism.ipynb \
+                       notebooks/ch12_orchestration/12_06_streams_and_events.ipynb \
+                       notebooks/ch12_orchestration/12_07_roofline.ipynb \
                        labs/solutions/lab_03_02_pin_input_workers__SOLUTION.ipynb \
                        labs/solutions/lab_03_03_overlap_input_copies__SOLUTION.ipynb \
                        labs/solutions/lab_03_05_share_gpu_with_mps__SOLUTION.ipynb \

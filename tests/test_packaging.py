@@ -54,7 +54,7 @@ def test_ci_runs_the_readme_test_command():
 
 def test_perflab_imports_without_gpu_libraries():
     modules = sorted(p.stem for p in (ROOT / "helpers" / "perflab").glob("*.py") if not p.stem.startswith("_"))
-    assert {"env", "timing", "schedsim", "graphsim"} <= set(modules)
+    assert {"env", "timing", "roofline", "schedsim", "graphsim"} <= set(modules)
     code = (
         "import sys; sys.modules['cupy'] = None\n"
         + "".join(f"import perflab.{m}\n" for m in modules)
