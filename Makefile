@@ -24,7 +24,8 @@ REFERENCE_NOTEBOOKS := notebooks/ch03_os_containers/03_01_gpu_software_stack.ipy
                        labs/solutions/lab_03_03_overlap_input_copies__SOLUTION.ipynb \
                        labs/solutions/lab_03_05_share_gpu_with_mps__SOLUTION.ipynb \
                        labs/solutions/lab_12_01_balance_uneven_work__SOLUTION.ipynb \
-                       labs/solutions/lab_12_02_capture_a_step__SOLUTION.ipynb
+                       labs/solutions/lab_12_02_capture_a_step__SOLUTION.ipynb \
+                       labs/solutions/lab_12_07_place_kernel_on_roofline__SOLUTION.ipynb
 WIDGETS := "ipywidgets>=8.1,<8.2" "jupyterlab_widgets>=3.0.10,<3.1"
 
 .PHONY: lab test gpu-test reference doctor student wheelhouse offline-install clean
