@@ -89,3 +89,9 @@ def test_cpu_caches_are_positive_ints():
     caches = env.cpu_caches()
     assert isinstance(caches, dict)
     assert all(re.fullmatch(r"L\dd?", k) and isinstance(v, int) and v > 0 for k, v in caches.items())
+
+
+@pytest.mark.parametrize("name, found", [("json", True), ("perflab.env", True), ("no_such_module_xyz", False),
+                                         ("no_such_package_xyz.sub", False)])
+def test_has_module(name, found):
+    assert env.has_module(name) is found

@@ -132,6 +132,16 @@ def cpu_caches() -> dict[str, int]:
     return caches
 
 
+def has_module(name: str) -> bool:
+    """True if ``import name`` would find the module, without importing it ("cuda.core" too)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # the parent package of a dotted name is missing
+        return False
+
+
 def _module_version(name: str) -> str | None:
     try:
         module = __import__(name)

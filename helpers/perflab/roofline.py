@@ -611,7 +611,6 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-
 def _pct(fraction: float) -> str:
     """0.87 -> "87%", 0.0013 -> "0.13%"."""
     return f"{fraction:.0%}" if fraction >= 0.01 else f"{fraction * 100:.2g}%"
