@@ -27,6 +27,8 @@ REFERENCE_NOTEBOOKS := notebooks/ch03_os_containers/03_01_gpu_software_stack.ipy
                        labs/solutions/lab_12_02_capture_a_step__SOLUTION.ipynb \
                        labs/solutions/lab_12_07_place_kernel_on_roofline__SOLUTION.ipynb
 WIDGETS := "ipywidgets>=8.1,<8.2" "jupyterlab_widgets>=3.0.10,<3.1"
+STORAGE := psutil zstandard lz4 safetensors
+KVIKIO  := kvikio-cu13 libkvikio-cu13 rapids-logger
 
 .PHONY: lab test gpu-test reference doctor student wheelhouse offline-install clean
 
@@ -66,11 +68,15 @@ student: $(VENV)/.installed
 wheelhouse:
 	python3 -m pip download --only-binary=:all: --python-version 3.12 --implementation cp \
 	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-	  -d wheelhouse nbval papermill ipykernel nbformat tqdm nvidia-ml-py kubernetes-validate setuptools $(WIDGETS)
+	  -d wheelhouse nbval papermill ipykernel nbformat tqdm nvidia-ml-py kubernetes-validate setuptools $(WIDGETS) $(STORAGE)
+	# kvikio without its dependencies: the GPU machine's CuPy and CUDA libraries serve it
+	python3 -m pip download --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --no-deps -d wheelhouse $(KVIKIO)
 
 ## offline-install: on that machine, install from ./wheelhouse next to its own torch
 offline-install:
-	$(PYTHON) -m pip install --quiet --no-index --find-links wheelhouse nbval papermill ipykernel nbformat kubernetes-validate $(WIDGETS)
+	$(PYTHON) -m pip install --quiet --no-index --find-links wheelhouse nbval papermill ipykernel nbformat kubernetes-validate $(WIDGETS) $(STORAGE)
+	$(PYTHON) -m pip install --quiet --no-index --find-links wheelhouse --no-deps $(KVIKIO)
 	$(PYTHON) -m pip install --quiet --no-index --find-links wheelhouse --no-deps -e .
 
 clean:
