@@ -13,6 +13,8 @@ REFERENCE_NOTEBOOKS := notebooks/ch03_os_containers/03_01_gpu_software_stack.ipy
                        notebooks/ch03_os_containers/03_02_numa_cpu_affinity.ipynb \
                        notebooks/ch03_os_containers/03_03_pinned_memory.ipynb \
                        notebooks/ch03_os_containers/03_05_mps_gpu_sharing.ipynb \
+                       notebooks/ch05_storage_io/05_01_reads_and_page_cache.ipynb \
+                       notebooks/ch05_storage_io/05_03_gpudirect_storage.ipynb \
                        notebooks/ch12_orchestration/12_01_atomic_work_queues.ipynb \
                        notebooks/ch12_orchestration/12_02_cuda_graphs.ipynb \
                        notebooks/ch12_orchestration/12_03_graph_update_and_pools.ipynb \
