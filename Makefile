@@ -16,6 +16,7 @@ REFERENCE_NOTEBOOKS := notebooks/ch03_os_containers/03_01_gpu_software_stack.ipy
                        notebooks/ch05_storage_io/05_01_reads_and_page_cache.ipynb \
                        notebooks/ch05_storage_io/05_02_formats_and_compression.ipynb \
                        notebooks/ch05_storage_io/05_03_gpudirect_storage.ipynb \
+                       notebooks/ch05_storage_io/05_04_dataloader_tuning.ipynb \
                        notebooks/ch05_storage_io/05_05_copy_compute_overlap.ipynb \
                        notebooks/ch12_orchestration/12_01_atomic_work_queues.ipynb \
                        notebooks/ch12_orchestration/12_02_cuda_graphs.ipynb \
@@ -28,6 +29,7 @@ REFERENCE_NOTEBOOKS := notebooks/ch03_os_containers/03_01_gpu_software_stack.ipy
                        labs/solutions/lab_03_03_overlap_input_copies__SOLUTION.ipynb \
                        labs/solutions/lab_03_05_share_gpu_with_mps__SOLUTION.ipynb \
                        labs/solutions/lab_05_02_choose_a_storage_format__SOLUTION.ipynb \
+                       labs/solutions/lab_05_04_tune_a_dataloader__SOLUTION.ipynb \
                        labs/solutions/lab_12_01_balance_uneven_work__SOLUTION.ipynb \
                        labs/solutions/lab_12_02_capture_a_step__SOLUTION.ipynb \
                        labs/solutions/lab_12_07_place_kernel_on_roofline__SOLUTION.ipynb
