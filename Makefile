@@ -18,6 +18,7 @@ REFERENCE_NOTEBOOKS := notebooks/ch03_os_containers/03_01_gpu_software_stack.ipy
                        notebooks/ch05_storage_io/05_03_gpudirect_storage.ipynb \
                        notebooks/ch05_storage_io/05_04_dataloader_tuning.ipynb \
                        notebooks/ch05_storage_io/05_05_copy_compute_overlap.ipynb \
+                       notebooks/ch05_storage_io/05_06_checkpointing.ipynb \
                        notebooks/ch05_storage_io/05_07_profiling_workflow.ipynb \
                        notebooks/ch12_orchestration/12_01_atomic_work_queues.ipynb \
                        notebooks/ch12_orchestration/12_02_cuda_graphs.ipynb \
