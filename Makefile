@@ -27,6 +27,8 @@ REFERENCE_NOTEBOOKS := notebooks/ch03_os_containers/03_01_gpu_software_stack.ipy
                        notebooks/ch12_orchestration/12_05_dynamic_parallelism.ipynb \
                        notebooks/ch12_orchestration/12_06_streams_and_events.ipynb \
                        notebooks/ch12_orchestration/12_07_roofline.ipynb \
+                       notebooks/ch12_orchestration/12_08_p2p_and_nccl.ipynb \
+                       notebooks/ch12_orchestration/12_09_nvshmem_one_sided.ipynb \
                        labs/solutions/lab_03_02_pin_input_workers__SOLUTION.ipynb \
                        labs/solutions/lab_03_03_overlap_input_copies__SOLUTION.ipynb \
                        labs/solutions/lab_03_05_share_gpu_with_mps__SOLUTION.ipynb \
@@ -34,10 +36,12 @@ REFERENCE_NOTEBOOKS := notebooks/ch03_os_containers/03_01_gpu_software_stack.ipy
                        labs/solutions/lab_05_04_tune_a_dataloader__SOLUTION.ipynb \
                        labs/solutions/lab_12_01_balance_uneven_work__SOLUTION.ipynb \
                        labs/solutions/lab_12_02_capture_a_step__SOLUTION.ipynb \
-                       labs/solutions/lab_12_07_place_kernel_on_roofline__SOLUTION.ipynb
+                       labs/solutions/lab_12_07_place_kernel_on_roofline__SOLUTION.ipynb \
+                       labs/solutions/lab_12_09_pass_a_halo__SOLUTION.ipynb
 WIDGETS := "ipywidgets>=8.1,<8.2" "jupyterlab_widgets>=3.0.10,<3.1"
 STORAGE := psutil zstandard lz4 safetensors
 KVIKIO  := kvikio-cu13 libkvikio-cu13 rapids-logger
+NVSHMEM := nvshmem4py-cu13
 
 .PHONY: lab test gpu-test reference doctor student wheelhouse offline-install clean
 
@@ -78,14 +82,15 @@ wheelhouse:
 	python3 -m pip download --only-binary=:all: --python-version 3.12 --implementation cp \
 	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 	  -d wheelhouse nbval papermill ipykernel nbformat tqdm nvidia-ml-py kubernetes-validate setuptools $(WIDGETS) $(STORAGE)
-	# kvikio without its dependencies: the GPU machine's CuPy and CUDA libraries serve it
+	# kvikio and nvshmem4py without their dependencies: the GPU machine's CuPy, cuda-core and CUDA
+	# libraries (nvidia-nvshmem-cu13 included) serve them
 	python3 -m pip download --only-binary=:all: --python-version 3.12 --implementation cp \
-	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --no-deps -d wheelhouse $(KVIKIO)
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --no-deps -d wheelhouse $(KVIKIO) $(NVSHMEM)
 
 ## offline-install: on that machine, install from ./wheelhouse next to its own torch
 offline-install:
 	$(PYTHON) -m pip install --quiet --no-index --find-links wheelhouse nbval papermill ipykernel nbformat kubernetes-validate $(WIDGETS) $(STORAGE)
-	$(PYTHON) -m pip install --quiet --no-index --find-links wheelhouse --no-deps $(KVIKIO)
+	$(PYTHON) -m pip install --quiet --no-index --find-links wheelhouse --no-deps $(KVIKIO) $(NVSHMEM)
 	$(PYTHON) -m pip install --quiet --no-index --find-links wheelhouse --no-deps -e .
 
 clean:

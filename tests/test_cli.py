@@ -59,7 +59,8 @@ def test_doctor_reports_each_notebook(monkeypatch):
         (line,) = [ln for ln in lines if ln.startswith(rel + " ")]
         gpus = json.loads(path.read_text())["metadata"].get("perflab", {}).get("requires", {}).get("gpus", 0)
         if gpus:
-            assert " reference " in line and "needs 1 CUDA GPU, found none" in line, line
+            needs = f"needs {gpus} CUDA GPU{'s' if gpus > 1 else ''}, found none"
+            assert " reference " in line and needs in line, line
         else:
             assert " live " in line, line
 

@@ -85,7 +85,7 @@ def test_no_commands_that_change_settings(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_name)
 def test_reference_records_exist_for_gpu_experiments(path):
     code = "\n".join(_source(c) for c in _cells(path, "code"))
-    for experiment in re.findall(r"(?:measured_or_reference\(mode\.live,|load_reference\()\s*\"([\w.]+)\"", code):
+    for experiment in re.findall(r"(?:measured_or_reference\([\w. ]+,|load_reference\()\s*\"([\w.]+)\"", code):
         record = results.load_reference(experiment)
         assert record.fingerprint.get("gpu"), f"{experiment}: the reference record names no GPU"
 

@@ -305,3 +305,67 @@ def test_real_mps_daemon_serves_two_clients_and_leaves_nothing_behind():
     assert "NEW CLIENT" in mps.logs.get("control.log", ""), mps.logs
     assert _wait_for(lambda: not procs.find_programs("nvidia-cuda-mps")), procs.find_programs("nvidia-cuda-mps")
     assert _compute_mode() == before == "Default"
+
+
+# --- torchrun jobs ---------------------------------------------------------------------------------
+
+REPORTER = textwrap.dedent('''\
+    import os, sys, time
+    from perflab.procs import report
+    mode = sys.argv[1]
+    if mode == "sleep":
+        time.sleep(600)
+    if mode == "fail" and os.environ["RANK"] == "1":
+        sys.exit(3)
+    if mode != "silent":
+        report({"rank": int(os.environ["RANK"]), "world": int(os.environ["WORLD_SIZE"]),
+                "local": int(os.environ["LOCAL_RANK"]), "nvls": os.environ.get("NCCL_NVLS_ENABLE")})
+''')
+
+
+def test_torchrun_command_is_standalone_on_one_node_and_uses_a_rendezvous_on_several():
+    one = procs.torchrun_command("w.py", 4, ["--x", 1])
+    assert one[1:3] == ["-m", "torch.distributed.run"] and "--standalone" in one and one[-3:] == ["w.py", "--x", "1"]
+    many = procs.torchrun_command("w.py", 8, [], nnodes=2, rdzv_endpoint="node0:29500", rdzv_id="job7")
+    assert "--standalone" not in many
+    for flag, value in (("--nnodes", "2"), ("--nproc-per-node", "8"), ("--rdzv-endpoint", "node0:29500"),
+                        ("--rdzv-id", "job7"), ("--rdzv-backend", "c10d")):
+        assert many[many.index(flag) + 1] == value
+    with pytest.raises(ValueError, match="rdzv_endpoint"):
+        procs.torchrun_command("w.py", 8, [], nnodes=2)
+
+
+def test_asking_for_more_gpus_than_the_machine_has_stops_with_one_sentence(tmp_path, monkeypatch):
+    script = tmp_path / "w.py"
+    script.write_text(REPORTER)
+    monkeypatch.setattr(procs, "gpus_here", lambda: 2)
+    with pytest.raises(procs.NotEnoughGPUs) as caught:
+        procs.run_torchrun(script, 4, ["ok"], gpus_per_proc=1)
+    message = str(caught.value)
+    assert message == "This run needs 4 GPUs on this machine (4 x 1 per process), but it has 2."
+    assert caught.value._render_traceback_() == [f"NotEnoughGPUs: {message}"]
+
+
+@pytest.fixture
+def reporter(tmp_path):
+    pytest.importorskip("torch.distributed.run")
+    script = tmp_path / "w.py"
+    script.write_text(REPORTER)
+    return script
+
+
+def test_run_torchrun_collects_every_rank_and_sets_multicast_off(reporter):
+    found = procs.run_torchrun(reporter, 3, ["ok"], gpus_per_proc=0, timeout_s=60)
+    assert [w.rank for w in found] == [0, 1, 2]
+    assert [w.result["local"] for w in found] == [0, 1, 2]
+    assert all(w.result["world"] == 3 and w.result["nvls"] == "0" for w in found)
+
+
+@pytest.mark.parametrize("mode, message", [("fail", "exited with code"), ("silent", "0 of 2 workers"),
+                                           ("sleep", "still running after 8 s")])
+def test_run_torchrun_failures_say_what_happened(reporter, mode, message):
+    start = time.monotonic()
+    with pytest.raises(procs.WorkerError, match=message):
+        procs.run_torchrun(reporter, 2, [mode], gpus_per_proc=0, timeout_s=8)
+    assert time.monotonic() - start < 30
+    assert not procs.find_processes(str(reporter)), "no worker outlives its job"

@@ -112,3 +112,10 @@ def test_cuda_clock_without_cuda_says_so():
         pytest.skip("CUDA is present here")
     with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
         bench(never_called, clock="cuda")
+
+
+def test_summary_reports_median_and_spread_in_microseconds():
+    from perflab.timing import summary
+
+    got = summary([0.001, 0.002, 0.003, 0.004, 0.005], "step")
+    assert got == pytest.approx({"step_us": 3000.0, "step_p20_us": 1800.0, "step_p80_us": 4200.0})

@@ -1,13 +1,16 @@
-"""Worker processes released at one instant, and a private MPS control daemon that always stops.
+"""Worker processes released at one instant, torchrun jobs, and a private MPS daemon that always stops.
 
 ``run_workers`` starts n copies of a Python script. Each prepares (imports, CUDA start-up, warm-up),
 says it is ready and waits; when all are ready they are told one wall-clock start time a little ahead,
 so start-up cost stays out of what they time. ``mps_daemon`` runs ``nvidia-cuda-mps-control -d`` with
 private pipe and log directories, so only processes given ``mps.env`` become MPS clients, and shuts it
 down on a normal exit, an exception, an interrupt, or (through a watchdog process) the death of the
-process that started it. Nothing here changes the GPU's compute mode or any other setting.
+process that started it. ``run_torchrun`` runs a torch.distributed script under torchrun (one
+node here, several with a rendezvous endpoint), with NVLink multicast off, and collects what each rank
+``report``s. Nothing here changes the GPU's compute mode or any other setting.
 
-Taught in: notebooks/ch03_os_containers/03_05_mps_gpu_sharing.ipynb
+Taught in: notebooks/ch03_os_containers/03_05_mps_gpu_sharing.ipynb,
+notebooks/ch12_orchestration/12_08_p2p_and_nccl.ipynb
 """
 
 from __future__ import annotations
@@ -161,6 +164,127 @@ def run_workers(script: Path | str, n: int, args: list[str], env: dict[str, str 
                               "follows.\n" + "\n".join(errs[rank]))
         found.append(WorkerResult(rank, p.returncode, result, "\n".join(errs[rank])))
     return found
+
+
+# Set in every process of a multi-GPU run: NVLink multicast (NVLS) stays off, as the kit's safety rules ask.
+NVLINK_MULTICAST_OFF = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+RESULT_DIR_VAR = "PERFLAB_RESULT_DIR"  # where a torchrun worker's ``report`` writes rank<N>.json
+
+
+class NotEnoughGPUs(RuntimeError):
+    """A run asked for more GPUs than this machine has."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"NotEnoughGPUs: {self}"]  # IPython shows the sentence instead of a traceback
+
+
+def torchrun_command(script: Path | str, nproc_per_node: int, args: list[str], *, nnodes: int = 1,
+                     rdzv_endpoint: str | None = None, rdzv_id: str = "perflab") -> list[str]:
+    """The ``torchrun`` command line (as ``python -m torch.distributed.run``) for one node of a job.
+
+    One node with no ``rdzv_endpoint`` runs ``--standalone``. For several nodes, run the same command on
+    every node with ``rdzv_endpoint="host:port"`` of one of them (torchrun's c10d rendezvous assigns the
+    node ranks) and the same ``rdzv_id``.
+    """
+    if nproc_per_node < 1 or nnodes < 1:
+        raise ValueError(f"`nproc_per_node` and `nnodes` must be at least 1; got {nproc_per_node} and {nnodes}.")
+    if nnodes > 1 and not rdzv_endpoint:
+        raise ValueError("A job on several nodes needs `rdzv_endpoint`, the host:port every node can reach.")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc_per_node),
+                "--max-restarts", "0"]
+    if rdzv_endpoint:
+        launcher += ["--nnodes", str(nnodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", rdzv_endpoint,
+                     "--rdzv-id", rdzv_id]
+    else:
+        launcher += ["--standalone", "--nnodes", "1"]
+    return launcher + [str(script), *map(str, args)]
+
+
+def gpus_here() -> int:
+    """How many CUDA GPUs this process can see (0 without torch or CUDA)."""
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count()
+
+
+def run_torchrun(script: Path | str, nproc_per_node: int, args: list[str], *, gpus_per_proc: int = 1,
+                 nnodes: int = 1, rdzv_endpoint: str | None = None, rdzv_id: str = "perflab",
+                 env: dict[str, str] | None = None, timeout_s: float = 300) -> list[WorkerResult]:
+    """Run ``script`` under torchrun on this node; return this node's results, by global rank.
+
+    Each worker is an ordinary torch.distributed program (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR come
+    from torchrun) that ends with ``procs.report(result)``. ``gpus_per_proc`` is 1 for NCCL and 0 for a
+    CPU (gloo) job; asking for more GPUs than this machine has raises NotEnoughGPUs before anything
+    starts. NVLINK_MULTICAST_OFF is always set. A failing worker, or a job still running after
+    ``timeout_s``, stops every process and raises WorkerError with the end of the job's output.
+
+    Example:
+        results = run_torchrun(WORKERS / "nccl_bench.py", 2, ["--backend", "nccl"])
+    """
+    script = Path(script)
+    if not script.is_file():
+        raise FileNotFoundError(f"No worker script at {script}.")
+    need, have = nproc_per_node * gpus_per_proc, gpus_here() if gpus_per_proc else 0
+    if need > have:
+        raise NotEnoughGPUs(f"This run needs {need} GPU{'s' if need != 1 else ''} on this machine "
+                            f"({nproc_per_node} x {gpus_per_proc} per process), but it has {have}.")
+    command = torchrun_command(script, nproc_per_node, args, nnodes=nnodes, rdzv_endpoint=rdzv_endpoint,
+                               rdzv_id=rdzv_id)
+    with tempfile.TemporaryDirectory(prefix="perflab-torchrun-") as folder:
+        extra = {RESULT_DIR_VAR: folder, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        if not rdzv_endpoint:  # every process is on this machine: gloo can talk over loopback
+            extra["GLOO_SOCKET_IFNAME"] = os.environ.get("GLOO_SOCKET_IFNAME", "lo")
+        log_path = Path(folder) / "output.log"
+        with open(log_path, "w+") as log:
+            job = subprocess.Popen(command, env=_with_package(os.environ | (env or {}) | NVLINK_MULTICAST_OFF | extra),
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True, text=True)
+            try:
+                rc = job.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                rc = None
+            finally:
+                _stop_job(job, f"{RESULT_DIR_VAR}={folder}".encode())
+            log.seek(0)
+            lines = log.read().splitlines()
+            from_workers = [line for line in lines if line.startswith("[rank")]  # torchrun's prefix on their errors
+            tail = "\n".join((from_workers or lines)[-_TAIL:])
+        if rc != 0:
+            how = f"was still running after {timeout_s:g} s and was stopped" if rc is None else f"exited with code {rc}"
+            raise WorkerError(f"The torchrun job ({script.name}) {how}; the end of its output follows.\n{tail}")
+        found = sorted(Path(folder).glob("rank*.json"), key=lambda p: int(p.stem[4:]))
+        if len(found) != nproc_per_node:
+            raise WorkerError(f"{len(found)} of {nproc_per_node} workers ({script.name}) reported a result; "
+                              f"each must call procs.report(). The end of the job's output follows.\n{tail}")
+        return [WorkerResult(int(p.stem[4:]), 0, json.loads(p.read_text()), tail) for p in found]
+
+
+def _stop_job(job: subprocess.Popen, marker: bytes) -> None:
+    """End a torchrun job and every worker whose environment holds ``marker`` (workers get their own sessions)."""
+    if job.poll() is None:
+        job.terminate()  # torchrun passes SIGTERM on to its workers
+        try:
+            job.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+    for pid, _ in _scan("environ", lambda environ: marker in environ.split(b"\0")):
+        with suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def report(result: dict[str, Any]) -> None:
+    """Worker side of ``run_torchrun``: hand this rank's JSON result back (printed when run by hand)."""
+    text = json.dumps(result)
+    folder = os.environ.get(RESULT_DIR_VAR)
+    if not folder:
+        print(text, flush=True)
+        return
+    path = Path(folder) / f"rank{os.environ.get('RANK', '0')}.json"
+    path.with_suffix(".tmp").write_text(text)
+    path.with_suffix(".tmp").replace(path)  # whole or absent, never half written
 
 
 def _scan(field: str, keep) -> list[tuple[int, bytes]]:

@@ -135,6 +135,15 @@ class Timing:
         return summary | asdict(self)
 
 
+def summary(samples_s: list[float], name: str) -> dict[str, float]:
+    """Median and p20/p80 of samples given in seconds, in µs, keyed ``name_us``, ``name_p20_us``, ``name_p80_us``.
+
+    For worker processes that report plain JSON rows.
+    """
+    t = Timing([x * 1e3 for x in samples_s], method="samples in seconds", n_warmup=0)
+    return {f"{name}_us": t.median_ms * 1e3, f"{name}_p20_us": t.p20_ms * 1e3, f"{name}_p80_us": t.p80_ms * 1e3}
+
+
 def _unit(ms: float) -> tuple[str, float]:
     if ms < 1e-3:
         return "ns", 1e6
